@@ -14,8 +14,8 @@ import torch
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'make_generator', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
-           'to_jsonable', 'atomic_write_json', 'CheckpointMismatch', 'config_diff', 'save_checkpoint',
-           'load_checkpoint', 'config_from_namespace', 'config_from_dict', 'cache_dir', 'repo_root', 'shared_dir']
+           'as_numpy', 'to_jsonable', 'find_nonfinite', 'atomic_write_json', 'CheckpointMismatch', 'config_diff',
+           'save_checkpoint', 'load_checkpoint', 'config_from_namespace', 'cache_dir', 'repo_root', 'shared_dir']
 
 # %% ../nbs/00_core.ipynb #12fe1b96
 def get_device(device:str|torch.device='auto', # 'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps' ...
@@ -75,6 +75,15 @@ def atomic_write_text(path:str|Path, text:str) -> Path:
     "Write `text` (UTF-8) to `path` atomically."
     return atomic_write_bytes(path, text.encode('utf-8'))
 
+# %% ../nbs/00_core.ipynb #219c99d5
+def as_numpy(x) -> np.ndarray:
+    "`x` as a NumPy array; torch tensors (any device, any dtype) are detached and copied to the CPU."
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype in (torch.float16, torch.bfloat16): x = x.float()
+        return x.cpu().numpy()
+    return np.asarray(x)
+
 # %% ../nbs/00_core.ipynb #cd02ff2d
 def to_jsonable(o:Any) -> Any:
     "Convert NumPy/torch scalars and arrays, paths, tuples and dataclasses into plain JSON types."
@@ -89,20 +98,22 @@ def to_jsonable(o:Any) -> Any:
     if isinstance(o, np.floating): return float(o)
     return o
 
-def _find_nonfinite(o, where='') -> str|None:
+def find_nonfinite(o, # a JSON-like value: dicts, lists, numbers, strings
+                   where:str='') -> str|None:
+    "The path (e.g. `'m.auroc'`, `'v[3]'`) of the first NaN or infinite float in `o`, or None."
     if isinstance(o, float) and not math.isfinite(o): return where or '<root>'
     if isinstance(o, dict):
         for k, v in o.items():
-            if (r := _find_nonfinite(v, f'{where}.{k}' if where else str(k))): return r
+            if (r := find_nonfinite(v, f'{where}.{k}' if where else str(k))): return r
     if isinstance(o, list):
         for i, v in enumerate(o):
-            if (r := _find_nonfinite(v, f'{where}[{i}]')): return r
+            if (r := find_nonfinite(v, f'{where}[{i}]')): return r
     return None
 
 def atomic_write_json(path:str|Path, obj:Any, indent:int|None=2) -> Path:
     "Write `obj` as strict JSON (no NaN/inf) to `path` atomically."
     obj = to_jsonable(obj)
-    if (bad := _find_nonfinite(obj)) is not None:
+    if (bad := find_nonfinite(obj)) is not None:
         raise ValueError(f"refusing to write {path}: the value at '{bad}' is not a finite number")
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + '\n')
 
@@ -179,10 +190,6 @@ def config_from_namespace(cls:type, # a dataclass whose fields are the run's par
             hints.append(f"'{k}'" + (f" (did you mean '{close}'?)" if close else ''))
         raise TypeError(f"unknown parameter(s) {', '.join(hints)}; {cls.__name__} takes: {', '.join(sorted(fields))}")
     return cls(**found)
-
-def config_from_dict(cls:type, d:dict):
-    "Build dataclass `cls` from `d`, naming any key that is not a field."
-    return config_from_namespace(cls, d)
 
 # %% ../nbs/00_core.ipynb #65cd5b34
 def cache_dir(*parts:str) -> Path:

@@ -20,9 +20,9 @@ from torchvision.transforms import v2
 
 # %% auto #0
 __all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DataError', 'Sample', 'load_image', 'load_mask',
-           'mvtec_categories', 'read_mvtec', 'read_folder', 'read_csv', 'read_dataset', 'anomaly_split',
-           'check_train_split', 'by_split', 'holdout_val', 'describe', 'teacher_transform', 'student_transform',
-           'eval_transform', 'denormalize', 'AnomalyDataset', 'images_tensor', 'PatchDataset']
+           'mvtec_categories', 'read_mvtec', 'read_folder', 'read_csv', 'read_dataset', 'read_image_folder',
+           'anomaly_split', 'check_train_split', 'by_split', 'holdout_val', 'describe', 'teacher_transform',
+           'student_transform', 'eval_transform', 'denormalize', 'AnomalyDataset', 'images_tensor', 'PatchDataset']
 
 # %% ../nbs/01_data.ipynb #f132ff52
 SPLITS = ('train', 'val', 'test')
@@ -50,13 +50,15 @@ class Sample:
             raise DataError(f"sample {self.path}: split must be one of {SPLITS} or None, not {self.split!r}")
 
 # %% ../nbs/01_data.ipynb #e2f8478c
-def _to_uint8(a:np.ndarray) -> np.ndarray:
-    "Scale an integer or float array of any depth to uint8 (16-bit: /257, float in [0, 1]: *255)."
+def _to_uint8(a:np.ndarray, mode:str|None=None) -> np.ndarray:
+    "Scale an array to uint8: 16-bit modes by 1/257 (65535 → 255), floats in [0, 1] by 255."
     if a.dtype == np.uint8: return a
     if a.dtype == bool: return a.astype(np.uint8) * 255
+    deep = (mode or '').startswith('I;16') or a.dtype == np.uint16
     a = a.astype(np.float64)
-    if np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0: a = a * 255
-    elif a.size and a.max() > 255: a = a / 257  # 16-bit data: 65535 -> 255
+    if deep: a = a / 257                                  # by the mode, not the content: a dark image stays dark
+    elif mode == 'F' and a.size and a.max() <= 1.0: a = a * 255
+    elif a.size and a.max() > 255: a = a / 257            # 32-bit 'I' holding 16-bit data
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 def _open(path:Path, what:str) -> Image.Image:
@@ -74,7 +76,7 @@ def load_image(path:str|Path, # an image file (PNG, JPEG, BMP, TIFF ...)
     "Read `path` as an 8-bit RGB `PIL.Image`, converting grayscale, RGBA, palette and 16-bit images."
     im = _open(path, 'image')
     if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
-        im = Image.fromarray(_to_uint8(np.asarray(im)))
+        im = Image.fromarray(_to_uint8(np.asarray(im), im.mode))
     return im if im.mode == 'RGB' else im.convert('RGB')
 
 # %% ../nbs/01_data.ipynb #d16b67bf
@@ -82,14 +84,16 @@ def load_mask(path:str|Path, # a mask image, white (or 1) = anomalous
               size:tuple[int,int]|None=None, # expected (width, height), i.e. the image's `PIL.Image.size`
               image_path:str|Path|None=None, # the mask's image, named in the error when the sizes differ
              ) -> np.ndarray:
-    "Read a mask as a boolean array `[H, W]`: > 0 for 1-bit masks, > 127 for 8/16-bit ones."
+    "Read a mask as a boolean array `[H, W]`: > 127 on the 8-bit scale, or > 0 for masks holding only 0 and 1."
     im = _open(path, 'mask')
     if size is not None and tuple(im.size) != tuple(size):
         of = f" but its image {image_path} is" if image_path is not None else ", expected"
         raise DataError(f"mask {path} is {im.size[0]}x{im.size[1]}{of} {size[0]}x{size[1]} (width x height)")
     if im.mode == '1': return np.asarray(im).astype(bool)
     if im.mode not in ('L', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'): im = im.convert('L')
-    return _to_uint8(np.asarray(im)) > 127
+    a = np.asarray(im)
+    if a.size and a.max() <= 1: return a > 0
+    return _to_uint8(a, im.mode) > 127
 
 # %% ../nbs/01_data.ipynb #f123ceb1
 def _images_in(folder:Path) -> list[Path]:
@@ -199,6 +203,17 @@ def read_dataset(root:str|Path, # a CSV file, a folder data set, or an MVTec-lay
     if (base/'images').is_dir(): return read_folder(root, category)
     if category and root.is_dir(): return read_mvtec(root, category)
     raise FileNotFoundError(f"{base} is neither a CSV file, a folder with images/, nor an MVTec root with a category given")
+
+# %% ../nbs/01_data.ipynb #8cf5943c
+def read_image_folder(folder:str|Path, # a folder of normal images (searched recursively)
+                     ) -> list[Sample]:
+    "Every image below `folder` as a normal sample of split 'train'."
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
+    paths = sorted(p for d in [folder, *sorted(x for x in folder.rglob('*') if x.is_dir() and not x.name.startswith('.'))]
+                   for p in _images_in(d))
+    if not paths: raise DataError(f"no images in {folder} (looked for {', '.join(IMAGE_EXTS)})")
+    return [Sample(p, False, split='train', category=folder.name) for p in paths]
 
 # %% ../nbs/01_data.ipynb #f99fb5a0
 def _frac(x) -> Fraction:
@@ -340,7 +355,10 @@ class AnomalyDataset(Dataset):
     def __getitem__(self, i:int) -> dict:
         s = self.samples[i]
         img = load_image(s.path)
-        if s.mask_path is not None: m, has_mask = load_mask(s.mask_path, img.size, s.path), True
+        if s.mask_path is not None:
+            m, has_mask = load_mask(s.mask_path, img.size, s.path), True
+            if s.is_anomalous and not m.any():
+                raise DataError(f"mask {s.mask_path} of the anomalous image {s.path} is empty: it marks no defect pixel")
         else: m, has_mask = np.zeros((img.height, img.width), bool), not s.is_anomalous
         mask = tv_tensors.Mask(torch.from_numpy(m)[None].to(torch.uint8))
         image, mask = self.transform(img, mask)

@@ -21,7 +21,8 @@ from .results import make_result, write_results, save_heatmap_png, heatmap_relpa
 from .viz import show_eval_grid, plot_roc, plot_pro, subplots
 
 # %% auto #0
-__all__ = ['ScoredSet', 'score_samples', 'evaluate_scored', 'write_evaluation', 'pick_examples', 'show_scored', 'plot_curves']
+__all__ = ['ScoredSet', 'score_samples', 'evaluate_scored', 'heatmap_scale', 'write_evaluation', 'pick_examples', 'show_scored',
+           'plot_curves']
 
 # %% ../nbs/08_evaluate.ipynb #47e5ed25
 @dataclass
@@ -76,6 +77,11 @@ def evaluate_scored(scored:ScoredSet, fpr_limit:float=0.3) -> Metrics:
     return evaluate(scored.image_scores, scored.labels, scored.maps, scored.masks, scored.has_mask, fpr_limit=fpr_limit)
 
 # %% ../nbs/08_evaluate.ipynb #7047e00d
+def heatmap_scale(maps:np.ndarray) -> tuple[float, float]:
+    "One colour scale for all maps of a run: the 1st to the 99.9th percentile of their pixel scores."
+    lo, hi = float(np.percentile(maps, 1)), float(np.percentile(maps, 99.9))
+    return lo, max(hi, lo + 1e-12)
+
 def _relative(p:Path, root:Path|None) -> str:
     p = Path(p)
     if root is not None:
@@ -88,20 +94,26 @@ def write_evaluation(scored:ScoredSet, metrics:Metrics, # what to write
                      root:str|Path|None=None, # data root: file names in the records are relative to it
                      info:dict|None=None, # anything else that belongs in metrics.json (model, backbone, data ...)
                      heatmaps:bool=True, save_raw:bool=False, # write heatmap PNGs (and raw .npy maps)
+                     threshold:float|None=None, # image-level decision threshold (default: the test set's F1-max one)
+                     threshold_source:str|None=None, # how `threshold` was chosen, for metrics.json
                     ) -> Path:
     "Write `results.jsonl`, heatmap PNGs and `metrics.json` into `out_dir`; returns the metrics file."
     out_dir = Path(out_dir)
-    vmin, vmax = float(np.percentile(scored.maps, 1)), float(np.percentile(scored.maps, 99.9))
+    if threshold is None: threshold, threshold_source = metrics.image_threshold, 'F1-max on the test set (optimistic)'
+    vmin, vmax = heatmap_scale(scored.maps)
     records = []
     for i, s in enumerate(scored.samples):
         name = _relative(s.path, root)
         hp = heatmap_relpath(name) if heatmaps else None
-        if heatmaps: save_heatmap_png(out_dir/hp, scored.maps[i], vmin, max(vmax, vmin + 1e-12), save_raw=save_raw)
-        records.append(make_result(name, bool(scored.labels[i]), float(scored.image_scores[i]), metrics.image_threshold,
+        if heatmaps: save_heatmap_png(out_dir/hp, scored.maps[i], vmin, vmax, save_raw=save_raw)
+        records.append(make_result(name, bool(scored.labels[i]), float(scored.image_scores[i]), threshold,
                                    hp, defect_type=s.defect_type, category=s.category or None,
                                    mask_path=_relative(s.mask_path, root) if s.mask_path else None))
     write_results(out_dir/'results.jsonl', records)
+    correct = float(np.mean((scored.image_scores >= threshold) == scored.labels.astype(bool)))
     return atomic_write_json(out_dir/'metrics.json', {**(info or {}), **metrics.to_dict(),
+                                                       'decision': {'threshold': threshold, 'source': threshold_source,
+                                                                    'accuracy': correct},
                                                        'heatmap_scale': {'vmin': vmin, 'vmax': vmax}})
 
 # %% ../nbs/08_evaluate.ipynb #db229222
@@ -113,16 +125,20 @@ def pick_examples(scored:ScoredSet, per_kind:int=1) -> list[int]:
 
 def show_scored(scored:ScoredSet, metrics:Metrics, idx:Sequence[int]|None=None, # which images (default: one per kind)
                 uncertainty:str|None=None, # name of an extra map to draw under each image (e.g. 'v')
-                image_size:int|None=None, **kwargs):
-    "The evaluation grid of `idx` with the run's threshold, ground-truth contours and optional uncertainty panels."
+                image_size:int|None=None, # size the images were scored at (default: the maps')
+                threshold:float|None=None, # decision threshold (default: the test set's F1-max one)
+                **kwargs):
+    "The evaluation grid of `idx`, on the run's colour scale, with ground-truth contours and optional uncertainty panels."
     idx = pick_examples(scored) if idx is None else list(idx)
     size = image_size or scored.maps.shape[-1]
     images = torch.stack([AnomalyDataset([scored.samples[i]], image_size=size)[0]['image'] for i in idx])
     unc = scored.extra[uncertainty][idx] if uncertainty else None
-    return show_eval_grid(images, scored.maps[idx], scored.image_scores[idx], scored.labels[idx], metrics.image_threshold,
+    vmin, vmax = heatmap_scale(scored.maps)
+    return show_eval_grid(images, scored.maps[idx], scored.image_scores[idx], scored.labels[idx],
+                          metrics.image_threshold if threshold is None else threshold,
                           uncertainty=unc, masks=scored.masks[idx], titles=[scored.samples[i].defect_type for i in idx],
-                          vmin=float(np.percentile(scored.maps, 1)), vmax=float(np.percentile(scored.maps, 99.9)),
-                          score_range=(float(scored.image_scores.min()), float(scored.image_scores.max())), **kwargs)
+                          vmin=vmin, vmax=vmax, score_range=(float(scored.image_scores.min()), float(scored.image_scores.max())),
+                          **kwargs)
 
 def plot_curves(metrics:Metrics, title:str=''):
     "Image ROC, pixel ROC and PRO curves of one run side by side."

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .core import as_numpy
+
 # %% auto #0
 __all__ = ['RankStats', 'rank_stats', 'image_auroc', 'pixel_stats', 'pixel_auroc', 'F1Result', 'f1_max', 'aupro', 'roc_curve',
            'pr_curve', 'pro_curve', 'Metrics', 'evaluate', 'toy_maps']
@@ -65,11 +67,10 @@ def _searchsorted(a, v, side:str='left') -> np.ndarray:
         return torch.searchsorted(a, v.to(a.device), side=side).cpu().numpy()
     return np.searchsorted(a, v, side=side).astype(np.int64, copy=False)
 
-def _to_np(x) -> np.ndarray: return x.detach().cpu().numpy() if _is_tensor(x) else np.asarray(x)
 
 def _at(a, idx) -> np.ndarray:
     "`a[idx]` as NumPy, for a NumPy array or a tensor `a` and integer indices `idx`."
-    return _to_np(a[torch.as_tensor(idx, device=a.device)]) if _is_tensor(a) else a[idx]
+    return as_numpy(a[torch.as_tensor(idx, device=a.device)]) if _is_tensor(a) else a[idx]
 
 @dataclass(eq=False)
 class RankStats:
@@ -105,7 +106,7 @@ def _check_classes(n_pos:int, n_neg:int, unit:str, labels:str):
 
 def _nonfinite_error(x, name:str, unit:str) -> ValueError:
     "The error for NaN/inf in `x`, naming the first offending image (or entry)."
-    x = _to_np(x)
+    x = as_numpy(x)
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(1) if x.ndim > 1 else ~np.isfinite(x)
     return ValueError(f"{name} contain NaN or inf (first at {unit} {int(np.flatnonzero(bad)[0])}); scores must be finite numbers")
 
@@ -236,14 +237,14 @@ def pixel_stats(maps, # anomaly maps `[N, H, W]`
     be = _backend(maps, backend)
     maps, masks = _check_maps(maps, masks, be)
     if images is not None:
-        images = _to_np(images)
+        images = as_numpy(images)
         if images.dtype == bool and len(images) != len(maps):
             raise ValueError(f"images has {len(images)} entries for {len(maps)} maps")
         idx = np.flatnonzero(images) if images.dtype == bool else images
         if be == 'torch': idx = torch.as_tensor(idx, device=maps.device)
         maps, masks = maps[idx], masks[idx]  # copies, ours to sort
     if be == 'torch' and not bool(torch.isfinite(maps).all()): raise _nonfinite_error(maps, 'maps', 'image')
-    weights, n_regions = _region_weights(_to_np(masks)) if regions else (None, None)
+    weights, n_regions = _region_weights(as_numpy(masks)) if regions else (None, None)
     pos = maps[masks]  # row-major, the order of the weights
     flat = maps.reshape(-1)
     _check_classes(len(pos), len(flat) - len(pos), 'pixel', 'masks')
@@ -319,7 +320,7 @@ def _thresholds(self:RankStats, max_points:int|None) -> np.ndarray:
     A = self.sorted_scores
     if max_points is None or len(A) <= max_points:
         keep = A[1:] != A[:-1]
-        t = _to_np(A[torch.cat([keep.new_ones(1), keep])] if _is_tensor(A) else A[np.concatenate([[True], keep])])
+        t = as_numpy(A[torch.cat([keep.new_ones(1), keep])] if _is_tensor(A) else A[np.concatenate([[True], keep])])
     else:
         i_all = np.unique(np.linspace(0, len(A) - 1, max_points // 2).round().astype(np.int64))
         i_pos = np.unique(np.linspace(0, len(self.pos) - 1, min(max_points // 2, len(self.pos))).round().astype(np.int64))
@@ -420,7 +421,7 @@ def evaluate(scores, # image anomaly scores `[N]`
     "Every image and pixel metric of a run, and the curves, from one sort of the scores and one of the pixels."
     if len(np.shape(scores)) != 1: raise ValueError(f"scores must be image scores [N], got shape {tuple(np.shape(scores))}")
     img = rank_stats(scores, labels, unit='image')
-    y = _to_np(_as_binary(labels, 'labels', 'numpy'))
+    y = as_numpy(_as_binary(labels, 'labels', 'numpy'))
     f1 = img.f1_max()
     m = Metrics(n_images=len(y), n_anomalous=int(y.sum()), image_auroc=img.auroc(), image_f1=f1.f1,
                 image_precision=f1.precision, image_recall=f1.recall, image_threshold=f1.threshold, fpr_limit=fpr_limit)
@@ -433,9 +434,9 @@ def evaluate(scores, # image anomaly scores `[N]`
     be = _backend(maps)
     maps, masks = _check_maps(maps, masks, be)
     if len(maps) != len(y): raise ValueError(f"maps has {len(maps)} images but scores has {len(y)}")
-    has_mask = np.ones(len(y), bool) if has_mask is None else _to_np(_as_binary(has_mask, 'has_mask', 'numpy'))
+    has_mask = np.ones(len(y), bool) if has_mask is None else as_numpy(_as_binary(has_mask, 'has_mask', 'numpy'))
     if has_mask.shape != y.shape: raise ValueError(f"has_mask has shape {has_mask.shape}, scores {y.shape}")
-    defect = _to_np(masks.reshape(len(masks), -1).any(1))
+    defect = as_numpy(masks.reshape(len(masks), -1).any(1))
     if (bad := np.flatnonzero(defect & ~y)).size:
         raise ValueError(f"image {bad[0]} is labelled normal but its mask has defect pixels ({bad.size} such images)")
     use = has_mask | ~y

@@ -14,7 +14,7 @@ import matplotlib
 from matplotlib.colors import Normalize
 from PIL import Image, PngImagePlugin
 
-from .core import atomic_path, atomic_write_text, to_jsonable, _find_nonfinite
+from .core import atomic_path, atomic_write_text, to_jsonable, find_nonfinite, as_numpy
 
 # %% auto #0
 __all__ = ['decide', 'GroundTruth', 'Prediction', 'ImageResult', 'make_result', 'write_results', 'read_results',
@@ -132,7 +132,7 @@ def write_results(path:str|Path, # destination, conventionally `<run>/results.js
         if r.filename in seen: raise ValueError(f"refusing to write {path}: two records for {r.filename!r}")
         seen.add(r.filename)
         d = r.to_dict()
-        if (bad := _find_nonfinite(d)) is not None:
+        if (bad := find_nonfinite(d)) is not None:
             raise ValueError(f"refusing to write {path}: record {r.filename!r} has a non-finite value at '{bad}'")
         lines.append(json.dumps(d, allow_nan=False))
     return atomic_write_text(path, ''.join(l + '\n' for l in lines))
@@ -160,12 +160,9 @@ def scores_and_labels(results:Sequence[ImageResult], # records of one run
 # %% ../nbs/03_results.ipynb #95fd971e
 _PNG_KEY = 'anomaly_nb.heatmap'
 
-def _as_array(x) -> np.ndarray:
-    "NumPy view of an array or a (CPU or GPU) torch tensor."
-    return np.asarray(x.detach().cpu()) if hasattr(x, 'detach') else np.asarray(x)
 
 def _as_heatmap(heatmap, name:str) -> np.ndarray:
-    h = _as_array(heatmap)
+    h = as_numpy(heatmap)
     if h.ndim == 3 and h.shape[0] == 1: h = h[0]
     if h.ndim != 2: raise ValueError(f"{name}: a heatmap must be [H, W] (or [1, H, W]), got shape {tuple(h.shape)}")
     if not np.issubdtype(h.dtype, np.number) or h.dtype == np.bool_: h = h.astype(np.float32)
@@ -180,7 +177,7 @@ def colorize(heatmap:np.ndarray, # anomaly scores `[H, W]`
     if not (np.isfinite(vmin) and np.isfinite(vmax) and vmin < vmax):
         raise ValueError(f"need finite vmin < vmax, got vmin={vmin}, vmax={vmax}")
     sm = matplotlib.cm.ScalarMappable(Normalize(vmin, vmax, clip=True), matplotlib.colormaps[cmap])
-    return sm.to_rgba(_as_array(heatmap), bytes=True)[..., :3]
+    return sm.to_rgba(as_numpy(heatmap), bytes=True)[..., :3]
 
 def save_heatmap_png(path:str|Path, # destination `.png`
                      heatmap:np.ndarray, # anomaly scores `[H, W]` (array or tensor)

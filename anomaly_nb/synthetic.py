@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_synthetic.ipynb #25b3284e
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile, zlib
+import hashlib, inspect, json, os, shutil, tempfile, zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,8 @@ from PIL import Image
 from .core import cache_dir
 
 # %% auto #0
-__all__ = ['CATEGORIES', 'GENERATOR_VERSION', 'SynthImage', 'render', 'sample_seed', 'make_dataset', 'default_dataset']
+__all__ = ['CATEGORIES', 'GENERATOR_VERSION', 'SynthImage', 'render', 'sample_seed', 'make_dataset', 'generator_fingerprint',
+           'default_dataset']
 
 # %% ../nbs/02_synthetic.ipynb #5fc44ee9
 def _grid(n:int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,15 +223,22 @@ def make_dataset(root:str|Path, # folder to write into (created; existing files 
     return root
 
 # %% ../nbs/02_synthetic.ipynb #da5e0394
+def generator_fingerprint() -> str:
+    "A short hash of the code that draws the data set: part of the cache key."
+    fns = (_grid, _segment_distance, _stroke, _discs, _blob, _until, _quantize, _finish, _render_weave, _render_pill,
+           render, sample_seed, _save_png, make_dataset)
+    return hashlib.sha256(''.join(inspect.getsource(f) for f in fns).encode()).hexdigest()[:10]
+
 def default_dataset(**kwargs, # any parameter of `make_dataset` except `root`
                    ) -> Path:
     "The cached synthetic data set for these parameters, built on the first call."
-    params = dict(categories=('weave', 'pill'), image_size=256, n_train=60, n_test_good=20, n_per_defect=10, seed=0)
+    params = {k: v.default for k, v in inspect.signature(make_dataset).parameters.items() if k != 'root'}
     unknown = set(kwargs) - set(params)
     if unknown: raise TypeError(f"unknown parameter(s) {sorted(unknown)}; default_dataset takes {sorted(params)}")
     params.update(kwargs)
     params['categories'] = tuple(params['categories'])
-    key = json.dumps({**params, 'categories': list(params['categories']), 'version': GENERATOR_VERSION}, sort_keys=True)
+    key = json.dumps({**params, 'categories': list(params['categories']), 'version': GENERATOR_VERSION,
+                      'code': generator_fingerprint()}, sort_keys=True)
     name = f"{'-'.join(params['categories'])}_{params['image_size']}px_v{GENERATOR_VERSION}_{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     parent = cache_dir('synthetic')
     root = parent/name

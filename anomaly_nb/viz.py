@@ -18,6 +18,7 @@ from PIL import Image
 
 import torch
 
+from .core import as_numpy
 from .data import denormalize
 from .results import decide
 
@@ -27,9 +28,6 @@ __all__ = ['NORMAL_COLOR', 'ANOMALOUS_COLOR', 'SCORE_CMAP', 'UNCERTAINTY_CMAP', 
            'heatmap_figure', 'score_histogram', 'Explorer']
 
 # %% ../nbs/04_viz.ipynb #9f56146b
-def _np(x) -> np.ndarray:
-    return np.asarray(x.detach().float().cpu()) if hasattr(x, 'detach') else np.asarray(x)
-
 def as_rgb(image, # `[3, H, W]` tensor, or `[H, W, 3]` / `[H, W]` array (uint8, or float in [0, 1])
            normalized:bool|None=None, # ImageNet-normalised? default: True for tensors, False for arrays
            name:str='image', # names the input in error messages
@@ -39,13 +37,13 @@ def as_rgb(image, # `[3, H, W]` tensor, or `[H, W, 3]` / `[H, W]` array (uint8, 
     if is_tensor and (image.ndim != 3 or image.shape[0] != 3):
         raise ValueError(f"{name}: a tensor image must be [3, H, W], got shape {tuple(image.shape)}")
     if normalized is None: normalized = is_tensor
-    if is_tensor: x = np.moveaxis(_np(denormalize(image.detach().float().cpu()) if normalized else image), 0, -1)
+    if is_tensor: x = np.moveaxis(as_numpy(denormalize(image.detach().float().cpu()) if normalized else image), 0, -1)
     else:
-        x = _np(image)
+        x = as_numpy(image)
         if normalized:
             if x.ndim != 3 or x.shape[-1] != 3:
                 raise ValueError(f"{name}: a normalised image array must be [H, W, 3], got shape {tuple(x.shape)}")
-            x = np.moveaxis(_np(denormalize(torch.from_numpy(np.moveaxis(x, -1, 0).astype(np.float32)))), 0, -1)
+            x = np.moveaxis(as_numpy(denormalize(torch.from_numpy(np.moveaxis(x, -1, 0).astype(np.float32)))), 0, -1)
     if x.ndim == 3 and x.shape[-1] == 1: x = x[..., 0]
     if x.ndim == 2: x = np.repeat(x[..., None], 3, -1)
     if x.ndim != 3 or x.shape[-1] not in (3, 4):
@@ -65,14 +63,14 @@ def _items(x, n:int|None, name:str) -> list:
     return items
 
 def _scalars(x, n:int, name:str) -> np.ndarray:
-    a = _np(x).astype(np.float64).reshape(-1)
+    a = as_numpy(x).astype(np.float64).reshape(-1)
     if len(a) != n: raise ValueError(f"{name} has {len(a)} entries, but there are {n} images")
     return a
 
 def _mask(m, shape:tuple|None=None, name:str='mask') -> np.ndarray|None:
     "A mask as `[h, w]` bool (anything > 0.5 is foreground), or None; its aspect ratio must be its image's `shape`."
     if m is None: return None
-    m = _np(m)
+    m = as_numpy(m)
     if m.ndim == 3 and m.shape[0] == 1: m = m[0]
     if m.ndim != 2: raise ValueError(f"{name} must be [H, W] or [1, H, W], got shape {tuple(m.shape)}")
     if shape is not None and abs(m.shape[0] / m.shape[1] - shape[0] / shape[1]) > 0.02:
@@ -81,7 +79,7 @@ def _mask(m, shape:tuple|None=None, name:str='mask') -> np.ndarray|None:
 
 def _map(h, name:str) -> np.ndarray:
     "A heatmap as `[H, W]` float."
-    h = _np(h).astype(np.float32)
+    h = as_numpy(h).astype(np.float32)
     if h.ndim == 3 and h.shape[0] == 1: h = h[0]
     if h.ndim != 2: raise ValueError(f"{name} must be [H, W] or [1, H, W], got shape {tuple(h.shape)}")
     return h
@@ -252,7 +250,7 @@ def plot_roc(fpr, # `[K]` false-positive rates (`metrics`' ROC curve)
     "The ROC curve with the chance diagonal."
     fig, ax = _fig_ax(ax)
     _chance(ax, [0, 1], [0, 1])
-    ax.plot(_np(fpr), _np(tpr), lw=1.5, label=_label(label, 'AUROC', auc))
+    ax.plot(as_numpy(fpr), as_numpy(tpr), lw=1.5, label=_label(label, 'AUROC', auc))
     _finish(ax, 'false positive rate', 'true positive rate')
     return fig
 
@@ -266,7 +264,7 @@ def plot_pr(precision, # `[K]` precisions (`metrics`' precision-recall curve)
     "The precision-recall curve (a step curve, as scikit-learn draws it)."
     fig, ax = _fig_ax(ax)
     if prevalence is not None: _chance(ax, [0, 1], [prevalence, prevalence])
-    ax.plot(_np(recall), _np(precision), lw=1.5, drawstyle='steps-post', label=_label(label, 'AP', ap))
+    ax.plot(as_numpy(recall), as_numpy(precision), lw=1.5, drawstyle='steps-post', label=_label(label, 'AP', ap))
     _finish(ax, 'recall', 'precision')
     return fig
 
@@ -279,7 +277,7 @@ def plot_pro(fpr, # `[K]` pixel false-positive rates, increasing (`metrics`' PRO
             ) -> Figure:
     "The PRO curve, with the part that AUPRO integrates shaded."
     fig, ax = _fig_ax(ax)
-    fpr, pro = _np(fpr).astype(float), _np(pro).astype(float)
+    fpr, pro = as_numpy(fpr).astype(float), as_numpy(pro).astype(float)
     line, = ax.plot(fpr, pro, lw=1.5, label=_label(label, f'AUPRO@{fpr_limit:g}', aupro))
     keep = fpr <= fpr_limit
     xs, ys = np.append(fpr[keep], fpr_limit), np.append(pro[keep], np.interp(fpr_limit, fpr, pro))
@@ -299,10 +297,10 @@ def plot_losses(losses:dict, # name → sequence of loss values (one per step or
     "Loss curves by name."
     if not losses: raise ValueError("losses is empty: nothing to plot")
     fig, ax = _fig_ax(ax, figsize=(4, 2.6))
-    finite = np.concatenate([v[np.isfinite(v)] for v in (_np(v).astype(float).reshape(-1) for v in losses.values())])
+    finite = np.concatenate([v[np.isfinite(v)] for v in (as_numpy(v).astype(float).reshape(-1) for v in losses.values())])
     if logy is None: logy = bool(finite.size) and finite.min() > 0 and finite.max() > 10 * finite.min()
     for name, values in losses.items():
-        v = _np(values).astype(float).reshape(-1)
+        v = as_numpy(values).astype(float).reshape(-1)
         if smooth > 1 and len(v) >= smooth:
             line, = ax.plot(v, lw=0.8, alpha=0.3)
             avg = np.convolve(v, np.ones(smooth) / smooth, mode='valid')
@@ -324,7 +322,7 @@ def plot_score_hist(scores, # `[N]` image anomaly scores
                     ax=None, # draw into this axes (default: a new figure)
                    ) -> Figure:
     "Histogram of image scores, normal (green) against anomalous (red), with the threshold."
-    s = _np(scores).astype(float).reshape(-1)
+    s = as_numpy(scores).astype(float).reshape(-1)
     y = np.asarray(_items(labels, len(s), 'labels'), dtype=bool)
     fig, ax = _fig_ax(ax, figsize=(4, 2.6))
     edges = _bins(s, bins)
@@ -394,7 +392,7 @@ def score_histogram(scores, # `[N]` image anomaly scores
                     width:int=520, # pixels
                    ) -> go.Figure:
     "Interactive histogram of image scores, normal against anomalous, with the threshold."
-    s = _np(scores).astype(float).reshape(-1)
+    s = as_numpy(scores).astype(float).reshape(-1)
     y = np.asarray(_items(labels, len(s), 'labels'), dtype=bool)
     edges = _bins(s, bins)
     xbins = dict(start=edges[0], end=edges[-1], size=edges[1] - edges[0])

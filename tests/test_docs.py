@@ -5,7 +5,8 @@ import pytest, yaml
 from docs_offline import NBS, ROOT, count_figures, count_html_figures, notebooks, render
 
 # Pages that teach with pictures must have some.
-MUST_HAVE_FIGURES = {'01_data', '02_synthetic', '04_viz', '05_metrics'}
+MUST_HAVE_FIGURES = {'01_data', '02_synthetic', '04_viz', '05_metrics', '06_backbones', '07_baselines', '08_evaluate',
+                     '10_students_teacher', '11_students_fdfe', '13_students_train', 'train_students', 'eval_students'}
 
 
 @pytest.fixture(scope='module')

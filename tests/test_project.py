@@ -52,3 +52,12 @@ def test_driver_starts_with_a_parameters_cell(nb):
     code = [c for c in _nb(nb)['cells'] if c['cell_type'] == 'code']
     assert 'parameters' in code[0].get('metadata', {}).get('tags', []), f'{nb.name}: first code cell is not tagged parameters'
     assert _nb(nb)['metadata'].get('kernelspec', {}).get('name') == 'python3'
+
+
+def test_pictures_in_readme_and_home_page_exist():
+    for doc, base in ((ROOT/'README.md', ROOT), (NBS/'index.ipynb', NBS)):
+        text = doc.read_text(encoding='utf-8')
+        links = re.findall(r'!\[[^\]]*\]\(([^)\s]+)\)', text)
+        assert links, f'{doc.name} shows no picture'
+        for l in links:
+            if not l.startswith('http'): assert (base/l).is_file(), f'{doc.name}: picture {l} is missing'

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .teacher import PatchNet, PatchNetConfig
+from .teacher import PatchNet, receptive_field
 
 # %% auto #0
-__all__ = ['dense_valid', 'FDFE', 'dense_naive']
+__all__ = ['dense_valid', 'centring', 'FDFE', 'dense_naive']
 
 # %% ../../nbs/11_students_fdfe.ipynb #3b067634
 def dense_valid(net:PatchNet, # a patch network
@@ -27,10 +27,16 @@ def dense_valid(net:PatchNet, # a patch network
     return x
 
 # %% ../../nbs/11_students_fdfe.ipynb #7bc56603
+def centring(net:PatchNet) -> tuple[int, int]:
+    "`(before, after)`: padding of each side that centres the receptive field of `net` on every pixel."
+    r = receptive_field(net)
+    before = (r - 1) // 2
+    return before, net.patch - 1 - before
+
 class FDFE(nn.Module):
     "The dense version of a patch network: `[B, 3, H, W]` images → `[B, d, H, W]` descriptors (shares `net`'s weights)."
     def __init__(self, net:PatchNet, # the patch network whose weights are used
-                 padding_mode:str='reflect', # how the image is padded by p//2: 'reflect', 'replicate' or 'constant'
+                 padding_mode:str='reflect', # how the image is padded: 'reflect', 'replicate' or 'constant'
                 ):
         super().__init__()
         self.net, self.padding_mode = net, padding_mode
@@ -39,12 +45,12 @@ class FDFE(nn.Module):
     def patch(self) -> int: return self.net.patch
 
     def pad(self, x:torch.Tensor) -> torch.Tensor:
-        "`[B, 3, H, W]` → `[B, 3, H + p - 1, W + p - 1]`, the padding the dense pass needs."
-        h = self.patch // 2
-        if self.padding_mode == 'reflect' and min(x.shape[-2:]) <= h:
-            raise ValueError(f"reflect padding by p//2={h} needs images larger than {h} px, got {tuple(x.shape[-2:])}; "
+        "`[B, 3, H, W]` → `[B, 3, H + p - 1, W + p - 1]`, the padding the dense pass needs (see `centring`)."
+        before, after = centring(self.net)
+        if self.padding_mode == 'reflect' and min(x.shape[-2:]) <= after:
+            raise ValueError(f"reflect padding by {after} px needs images larger than {after} px, got {tuple(x.shape[-2:])}; "
                              "use padding_mode='replicate' or 'constant'")
-        return F.pad(x, (h, h, h, h), mode=self.padding_mode)
+        return F.pad(x, (before, after, before, after), mode=self.padding_mode)
 
     def forward_padded(self, xp:torch.Tensor, # [B, 3, h + p - 1, w + p - 1], a window of the padded image
                       ) -> torch.Tensor: # [B, d, h, w]

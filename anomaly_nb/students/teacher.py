@@ -4,8 +4,7 @@
 
 # %% ../../nbs/10_students_teacher.ipynb #1248cc73
 from __future__ import annotations
-from dataclasses import dataclass, field
-import torch
+from dataclasses import dataclass
 from torch import nn
 
 # %% auto #0

@@ -4,8 +4,8 @@
 
 # %% ../../nbs/13_students_train.ipynb #69a09706
 from __future__ import annotations
-import dataclasses, hashlib, sys, time
-from dataclasses import dataclass, field, asdict
+import dataclasses, hashlib, sys, time, warnings
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..core import get_device, seed_everything, make_generator, save_checkpoint, load_checkpoint, CheckpointMismatch
-from ..data import Sample, AnomalyDataset, PatchDataset, student_transform, eval_transform, check_train_split
+from ..data import Sample, AnomalyDataset, PatchDataset, student_transform, check_train_split
 from ..backbones import Backbone, load_backbone, descriptor_size
 from .teacher import PatchNet, PatchNetConfig
 from .fdfe import FDFE
@@ -25,8 +25,8 @@ from .scoring import StudentTeacherScorer, Calibration, calibrate
 
 # %% auto #0
 __all__ = ['TEACHER_IDENTITY', 'STUDENTS_IDENTITY', 'distillation_loss', 'compactness_loss', 'TeacherConfig', 'TrainedTeacher',
-           'fingerprint', 'channel_stats', 'train_teacher', 'StudentsConfig', 'TrainedStudents', 'train_students',
-           'calibrate_scorer', 'checkpoint_paths', 'load_scorer']
+           'fingerprint', 'image_key', 'image_set', 'channel_stats', 'train_teacher', 'StudentsConfig',
+           'TrainedStudents', 'train_students', 'calibrate_scorer', 'checkpoint_paths', 'load_scorer']
 
 # %% ../../nbs/13_students_train.ipynb #def73396
 def distillation_loss(decoded:torch.Tensor, # [B, D] decoded teacher descriptors D(T(p))
@@ -92,6 +92,14 @@ def fingerprint(module:nn.Module) -> str:
         h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
+def image_key(path:str|Path) -> str:
+    "An image's name for bookkeeping: its last four path parts (`weave/train/good/000.png`), stable when a data set moves."
+    return '/'.join(Path(path).as_posix().split('/')[-4:])
+
+def image_set(samples:Sequence[Sample]) -> str:
+    "A short hash of the images of `samples`: which images a stage was trained on."
+    return hashlib.sha256('\n'.join(sorted(image_key(s.path) for s in samples)).encode()).hexdigest()[:16]
+
 # %% ../../nbs/13_students_train.ipynb #1b4b62ab
 def _resume(path:Path, cfg, identity:Sequence[str], extra:dict|None=None) -> dict|None:
     "The checkpoint at `path` if there is one and it fits `cfg` (None if there is none)."
@@ -136,7 +144,13 @@ def channel_stats(net:PatchNet, # a patch network
         y = dense(item['image'][None].to(device)).double()       # [1, d, H, W]
         s1, s2, n = s1 + y.sum((0, 2, 3)), s2 + y.pow(2).sum((0, 2, 3)), n + y[0, 0].numel()
     mean = s1 / n
-    return mean.float().cpu(), (s2 / n - mean.pow(2)).clamp_min(1e-12).sqrt().float().cpu()
+    std = (s2 / n - mean.pow(2)).clamp_min(0).sqrt()
+    dead = (std < 1e-6 * std.max()).nonzero().flatten().tolist()
+    if dead:
+        warnings.warn(f"teacher channel(s) {dead} are constant on the training images; their targets are set to 0 "
+                      "(a floor of 1e-6 x the largest std keeps them from exploding)")
+        std = std.clamp_min(1e-6 * std.max())
+    return mean.float().cpu(), std.float().cpu()
 
 def train_teacher(cfg:TeacherConfig, # what to train
                   train_samples:Sequence[Sample], # normal training images
@@ -150,7 +164,8 @@ def train_teacher(cfg:TeacherConfig, # what to train
     train_samples = check_train_split(train_samples, 'teacher training set')
     seed_everything(cfg.seed)
     net = PatchNet(cfg.net_config()).to(device)
-    ck = _resume(path, cfg, TEACHER_IDENTITY)
+    images = image_set(train_samples)
+    ck = _resume(path, cfg, TEACHER_IDENTITY, extra={'train_set': images})
     if ck is not None and ck['epoch'] >= cfg.epochs and 'teacher_mean' in ck:
         net.load_state_dict(ck['teacher'])
         _log(f"teacher p={cfg.patch}: loaded {path} ({ck['epoch']} epochs)")
@@ -173,7 +188,7 @@ def train_teacher(cfg:TeacherConfig, # what to train
 
     backbone_info = dict(name=backbone.name, weights=backbone.weights, source=backbone.source, licence=backbone.licence)
     def save(epoch, **extra):
-        save_checkpoint(path, asdict(cfg), teacher=net.state_dict(), decoder=decoder.state_dict(), optimizer=opt.state_dict(),
+        save_checkpoint(path, {**asdict(cfg), 'train_set': images}, teacher=net.state_dict(), decoder=decoder.state_dict(), optimizer=opt.state_dict(),
                         target_mean=t_mean.cpu(), target_scale=t_scale.cpu(), epoch=epoch, history=history,
                         backbone_info=backbone_info, **extra)
 
@@ -246,7 +261,8 @@ def train_students(cfg:StudentsConfig, # what to train
         students.append(PatchNet(teacher.net.cfg).to(device))
     opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
     history, start = {'loss': [], 'per_student': []}, 0
-    ck = _resume(path, cfg, STUDENTS_IDENTITY, extra={'teacher': teacher.fingerprint})
+    images = image_set(train_samples)
+    ck = _resume(path, cfg, STUDENTS_IDENTITY, extra={'teacher': teacher.fingerprint, 'train_set': images})
     if ck is not None:
         for s, o, sd, od in zip(students, opts, ck['students'], ck['optimizers']): s.load_state_dict(sd); o.load_state_dict(od)
         history, start = ck['history'], ck['epoch']
@@ -278,9 +294,9 @@ def train_students(cfg:StudentsConfig, # what to train
                 o.zero_grad(set_to_none=True); loss.backward(); o.step()
                 losses.append(loss.item())
             history['per_student'].append(losses); history['loss'].append(float(np.mean(losses)))
-        save_checkpoint(path, {**asdict(cfg), 'teacher': teacher.fingerprint},
+        save_checkpoint(path, {**asdict(cfg), 'teacher': teacher.fingerprint, 'train_set': images},
                         students=[s.state_dict() for s in students], optimizers=[o.state_dict() for o in opts],
-                        epoch=epoch + 1, history=history)
+                        epoch=epoch + 1, history=history, train_images=[image_key(s.path) for s in train_samples])
         if progress: _epoch_line(f'students p={p}', epoch + 1, cfg.epochs, history['loss'][n0:], time.perf_counter() - t0)
     _log(f"students p={p}: trained {cfg.n_students} students for {cfg.epochs} epochs → {path}")
     return TrainedStudents([s.eval() for s in students], cfg, history)
@@ -296,14 +312,17 @@ def calibrate_scorer(scorer:StudentTeacherScorer, # teacher + students
     if any(s.is_anomalous for s in val_samples):
         raise ValueError("calibration uses normal validation images only; the list given contains anomalous ones")
     device = get_device(device)
+    ck = load_checkpoint(path) if path is not None else None
+    seen = set(ck.get('train_images', [])) if ck else set()
+    if (both := [str(s.path) for s in val_samples if image_key(s.path) in seen]):
+        raise ValueError(f"calibration images must be held out, but {len(both)} were used to train the students, e.g. {both[0]}")
     scorer = scorer.to(device)
     es, vs = [], []
     for item in _progress(AnomalyDataset(val_samples, image_size=image_size), 'calibration', progress, len(val_samples)):
         e, v = scorer.error_and_variance(item['image'][None].to(device))
         es.append(e.cpu()); vs.append(v.cpu())
     scorer.calibration = calibrate(es, vs)
-    if path is not None:
-        ck = load_checkpoint(path)
+    if ck is not None:
         save_checkpoint(path, ck.pop('config'), **{**ck, 'calibration': asdict(scorer.calibration),
                                                   'calibration_images': [str(s.path) for s in val_samples]})
     return scorer.calibration
@@ -315,6 +334,7 @@ def checkpoint_paths(out_dir:str|Path, category:str, patch:int) -> tuple[Path, P
 
 def load_scorer(out_dir:str|Path, category:str, patch:int, # what to load
                 backbone:str|None=None, # if given, the teacher must have been distilled from this backbone
+                image_size:int|None=None, # if given, the models must have been trained and calibrated at this size
                 device='auto') -> StudentTeacherScorer:
     "A calibrated `StudentTeacherScorer` from the checkpoints of `train_students`."
     t_path, s_path = checkpoint_paths(out_dir, category, patch)
@@ -325,7 +345,10 @@ def load_scorer(out_dir:str|Path, category:str, patch:int, # what to load
     if backbone is not None and tk['config']['backbone'] != backbone:
         raise CheckpointMismatch(f"{t_path} was distilled from {tk['config']['backbone']!r}, not {backbone!r}: "
                                  "use the same backbone, or another out_dir")
-    tcfg = TeacherConfig(**tk['config'])
+    if image_size is not None and sk['config']['image_size'] != image_size:
+        raise CheckpointMismatch(f"{s_path} was trained and calibrated at image_size={sk['config']['image_size']}, "
+                                 f"not {image_size}: evaluate at the training size")
+    tcfg = TeacherConfig(**{f.name: tk['config'][f.name] for f in dataclasses.fields(TeacherConfig)})
     teacher = PatchNet(tcfg.net_config()); teacher.load_state_dict(tk['teacher'])
     if sk['config']['teacher'] != fingerprint(teacher):
         raise CheckpointMismatch(f"{s_path} was trained against another teacher than {t_path}; retrain the students")
@@ -337,5 +360,5 @@ def load_scorer(out_dir:str|Path, category:str, patch:int, # what to load
                                   Calibration(**sk['calibration']), sk['config']['padding_mode']).to(get_device(device))
     scorer.meta = dict(patch=patch, teacher=tk['config'], students={k: v for k, v in sk['config'].items() if k != 'teacher'},
                        backbone=tk.get('backbone_info'), calibration=sk['calibration'],
-                       calibration_images=len(sk.get('calibration_images', [])))
+                       calibration_images=len(sk.get('calibration_images', [])), train_images=sk.get('train_images', []))
     return scorer
