@@ -167,7 +167,7 @@ class KNNDetector:
         if cfg.get('detector') != 'knn': raise ValueError(f"{path} is not a KNNDetector checkpoint (config: {cfg})")
         if backbone is None: backbone = load_backbone(cfg['backbone'], cfg['backbone_weights'], device)
         have = dict(backbone=backbone.name, backbone_weights=backbone.weights)
-        if diff := config_diff(cfg, have):
+        if config_diff(cfg, have):
             raise CheckpointMismatch(
                 f"the KNNDetector in {path} was fitted on features of backbone {cfg['backbone']!r} "
                 f"(weights={cfg['backbone_weights']!r}) and cannot score with {backbone.name!r} (weights={backbone.weights!r}): "

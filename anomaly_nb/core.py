@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6d9dcce8
 from __future__ import annotations
-import dataclasses, difflib, inspect, json, math, os, random, tempfile, types
+import dataclasses, difflib, inspect, json, math, os, random, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable

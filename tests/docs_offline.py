@@ -48,7 +48,11 @@ def render(nb_path: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     proc = dest/nb_path.name
     write_nb(nb, proc)
-    body, _ = HTMLExporter(template_name='lab').from_notebook_node(nbformat.read(proc, as_version=4))
+    node = nbformat.read(proc, as_version=4)
+    for cell in node.cells:   # nbdev's processing marks cells (e.g. `has_sd`); nbformat's schema has no room for that
+        for k in [k for k in cell if k not in ('cell_type', 'execution_count', 'id', 'metadata', 'outputs', 'source', 'attachments')]:
+            del cell[k]
+    body, _ = HTMLExporter(template_name='lab').from_notebook_node(node)
     out = dest/f'{nb_path.stem}.html'
     out.write_text(body, encoding='utf-8')
     proc.unlink()

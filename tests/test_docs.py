@@ -10,14 +10,12 @@ MUST_HAVE_FIGURES = {'01_data', '02_synthetic', '04_viz', '05_metrics', '06_back
 
 
 @pytest.fixture(scope='module')
-def pages(tmp_path_factory):
-    dest = tmp_path_factory.mktemp('docs')
-    return {p.stem: render(p, dest) for p in notebooks()}
+def dest(tmp_path_factory): return tmp_path_factory.mktemp('docs')
 
 
 @pytest.mark.parametrize('nb', notebooks(), ids=lambda p: p.stem)
-def test_page_renders_with_its_figures(nb, pages):
-    html = pages[nb.stem].read_text(encoding='utf-8')
+def test_page_renders_with_its_figures(nb, dest):
+    html = render(nb, dest).read_text(encoding='utf-8')
     assert '<html' in html and len(html) > 1000, f'{nb.name}: empty page'
     assert '#| export' not in html and '#|export' not in html, f'{nb.name}: nbdev directives were not processed'
     n_src = count_figures(json.loads(nb.read_text(encoding='utf-8')))

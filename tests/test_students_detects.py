@@ -24,4 +24,5 @@ def test_a_small_ensemble_separates_synthetic_defects(tmp_path):
     scored = score_samples(scorer, test, 64, 8, 'cpu')
     auroc = roc_auc_score(scored.labels, scored.image_scores)
     pixel = roc_auc_score(scored.masks.ravel(), scored.maps.ravel())
+    print(f'image AUROC {auroc:.3f}, pixel AUROC {pixel:.3f}')
     assert auroc > 0.8 and pixel > 0.8, f'image AUROC {auroc:.3f}, pixel AUROC {pixel:.3f}'

@@ -70,10 +70,10 @@ class RunData:
 class TeacherRun(RunData):
     patch:int=65 # receptive field: 17, 33 or 65
     d:int=512 # descriptor dimension (the paper: 128)
-    epochs:int=4 # teacher epochs
+    epochs:int=6 # teacher epochs
     patches_per_epoch:int=1536
     batch_size:int=64
-    lr:float=2e-4
+    lr:float=1e-3 # the paper: 2e-4 (with far more steps)
     lambda_c:float=1.0 # weight of the compactness loss
     teacher_data:str|None=None # a folder of normal images to distil from (None: the training images of the data set)
 
@@ -91,10 +91,10 @@ class StudentsRun(RunData):
     batch_size:int=1
     lr:float=1e-4
     crop:int|None=64 # train on random crop×crop windows (None: whole images)
-    teacher_epochs:int=4 # used when no finished teacher checkpoint exists
+    teacher_epochs:int=6 # used when no finished teacher checkpoint exists
     teacher_patches:int=1536 # teacher patches per epoch
     teacher_batch_size:int=64
-    teacher_lr:float=2e-4
+    teacher_lr:float=1e-3
     teacher_data:str|None=None # a folder of normal images to distil the teacher from (None: the training images)
 
     def teacher_config(self) -> TeacherConfig: return self.teacher_run().teacher_config()

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/12_students_scoring.ipynb #4b57d6dd
 from __future__ import annotations
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from typing import Sequence
 import torch
 from torch import nn
