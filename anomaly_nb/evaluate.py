@@ -148,5 +148,4 @@ def plot_curves(metrics:Metrics, title:str=''):
     if metrics.pixel_auroc is not None:
         plot_roc(c['pixel_roc']['fpr'], c['pixel_roc']['tpr'], auc=metrics.pixel_auroc, ax=axs[1]); axs[1].set_title('pixel ROC')
         plot_pro(c['pro']['fpr'], c['pro']['pro'], fpr_limit=metrics.fpr_limit, aupro=metrics.aupro, ax=axs[2]); axs[2].set_title('PRO')
-    fig.tight_layout()
     return fig

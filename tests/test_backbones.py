@@ -8,7 +8,6 @@ from pathlib import Path
 from unittest import mock
 from urllib.error import URLError
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image

@@ -1,7 +1,7 @@
 """Tests of anomaly_nb.data and anomaly_nb.synthetic beyond the notebooks' own checks:
 the real images in ../shared/data (skipped when absent), every bad-input case, the split table,
 and the synthetic generator's determinism and mask/defect agreement on the written files."""
-import dataclasses, hashlib, os
+import dataclasses, hashlib
 
 import numpy as np
 import pytest

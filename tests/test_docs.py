@@ -1,6 +1,5 @@
 "The docs site, checked offline: every notebook renders to a page that holds its figures, and the sidebar lists every page."
 import json
-from pathlib import Path
 import pytest, yaml
 from docs_offline import NBS, ROOT, count_figures, count_html_figures, notebooks, render
 

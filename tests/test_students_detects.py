@@ -1,6 +1,4 @@
 "Uninformed Students must actually detect: a small ensemble trained for a minute separates synthetic defects."
-import numpy as np
-import pytest
 from sklearn.metrics import roc_auc_score
 from anomaly_nb.backbones import load_backbone
 from anomaly_nb.data import by_split, holdout_val, read_mvtec
