@@ -67,7 +67,6 @@ def _searchsorted(a, v, side:str='left') -> np.ndarray:
         return torch.searchsorted(a, v.to(a.device), side=side).cpu().numpy()
     return np.searchsorted(a, v, side=side).astype(np.int64, copy=False)
 
-
 def _at(a, idx) -> np.ndarray:
     "`a[idx]` as NumPy, for a NumPy array or a tensor `a` and integer indices `idx`."
     return as_numpy(a[torch.as_tensor(idx, device=a.device)]) if _is_tensor(a) else a[idx]

@@ -160,7 +160,6 @@ def scores_and_labels(results:Sequence[ImageResult], # records of one run
 # %% ../nbs/03_results.ipynb #95fd971e
 _PNG_KEY = 'anomaly_nb.heatmap'
 
-
 def _as_heatmap(heatmap, name:str) -> np.ndarray:
     h = as_numpy(heatmap)
     if h.ndim == 3 and h.shape[0] == 1: h = h[0]
